@@ -1,0 +1,1 @@
+"""Memorization mitigations: train-time regularizers, fine-tuning and unlearning."""
