@@ -66,4 +66,9 @@ def load_model(path: str | os.PathLike[str], expect: ModelConfig | None = None) 
         model.load_state_dict(d["state_dict"])
     except RuntimeError as exc:
         raise CorruptFileError(f"model checkpoint {path}: weights do not fit its architecture: {exc}") from exc
+    # A model trained with example-tied dropout is evaluated with its memorization channels
+    # dropped: re-install that forward pass so every consumer sees the network that was evaluated.
+    from tinymem.mitigations.regularizers import apply_eval_hooks_from_meta  # lazy: regularizers imports training
+
+    apply_eval_hooks_from_meta(model, d["meta"])
     return model, cfg, d["meta"]

@@ -148,6 +148,7 @@ class _State:
     perm: Tensor | None = None  # that epoch's row order
     loss_sum: float = 0.0
     loss_rows: int = 0
+    log_sums: dict[str, float] = field(default_factory=dict)  # the objective's logged terms, row-weighted
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -178,11 +179,13 @@ def train(
     stop: Callable[[], bool] | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    labels: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Train (or resume) one model; write ``epoch{E}.pt`` model files and return the history.
 
     ``out_dir`` receives one model file per exported label; ``resume_dir`` holds the training
-    states and must not be a declared workflow output. Raises :class:`Preempted` after writing a
+    states and must not be a declared workflow output. ``labels`` are identifying columns (model
+    id, data id, …) put first in the returned history. Raises :class:`Preempted` after writing a
     state when ``stop()`` becomes true.
     """
     resume_dir, out_dir = Path(resume_dir), Path(out_dir)
@@ -192,7 +195,7 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     order = torch.Generator().manual_seed(cfg.seed)
     st = _State()
-    labels = set(cfg.checkpoint_labels())
+    ckpt_labels = set(cfg.checkpoint_labels())
 
     path = latest_state(resume_dir)
     if path is not None:
@@ -244,30 +247,38 @@ def train(
             batch = rows[b]
             if not cfg.pad_in_loss:
                 batch = trim(batch, data.tokens.pad_id)
-            loss, _ = objective.loss(model, batch.to(device), ids[b].to(device))
+            loss, logs = objective.loss(model, batch.to(device), ids[b].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             st.loss_sum += float(loss.detach()) * len(b)
             st.loss_rows += len(b)
+            for key, value in logs.items():
+                st.log_sums[key] = st.log_sums.get(key, 0.0) + float(value) * len(b)
             st.step += 1
             if stop is not None and stop():
                 p = save_state()
                 raise Preempted(f"stopped at epoch {st.epoch} step {st.step}; state saved to {p}")
         record: dict[str, Any] = {"epoch": st.epoch, "train_loss": st.loss_sum / max(st.loss_rows, 1),
-                                  "seconds": time.monotonic() - t0}
-        if st.epoch in labels:
+                                  "seconds": time.monotonic() - t0,
+                                  **{f"train_{k}": v / max(st.loss_rows, 1) for k, v in st.log_sums.items()}}
+        if st.epoch in ckpt_labels:
             record.update(evaluate(model, data, cfg.eval_batch_size))
             bar.set_postfix(loss=f"{record['train_loss']:.3f}", mem=f"{record['percent_mem']:.1f}%")
         st.history.append(record)
         finished = st.epoch
-        st.epoch, st.step, st.perm, st.loss_sum, st.loss_rows = st.epoch + 1, 0, None, 0.0, 0
+        st.epoch, st.step, st.perm, st.loss_sum, st.loss_rows, st.log_sums = st.epoch + 1, 0, None, 0.0, 0, {}
         bar.update(1)
-        if finished in labels:
+        if finished in ckpt_labels:
             save_state()
     bar.close()
 
     history = pd.DataFrame(st.history)
+    for i, (col, value) in enumerate((labels or {}).items()):
+        history.insert(i, col, value)  # identifying columns (model id, data id, …) first
+    for col, value in (("kind", data.kind), ("artifact", data.artifact), ("family", data.meta.get("family", data.kind)),
+                       ("n_layer", model_cfg.n_layer), ("seed", cfg.seed), ("objective", objective.name)):
+        history[col] = value
     out_dir.mkdir(parents=True, exist_ok=True)
     for label in cfg.exported():
         state = load_torch(_state_path(resume_dir, label + 1, 0), what="training state")
@@ -276,6 +287,7 @@ def train(
         metrics = {k: v for k, v in history[history.epoch == label].iloc[0].items() if pd.notna(v)}
         save_model(out_dir / f"epoch{label}.pt", export, model_cfg,
                    {"epoch": label, "train_config": asdict(cfg), "objective": objective.name,
+                    "objective_params": asdict(cfg_obj) if (cfg_obj := getattr(objective, "config", None)) is not None else {},
                     "metrics": metrics, "data": data.meta},
                    optimizer_state=state["optimizer"])
     return history

@@ -1,6 +1,19 @@
 """Unlearning methods. Importing this package registers every method (explicit imports, style P2)."""
 
-from tinymem.mitigations.unlearning import balanced_subnet  # noqa: F401
+from tinymem.mitigations.unlearning import (  # noqa: F401  (importing registers each method)
+    activations,
+    balanced_subnet,
+    durable,
+    gradient_ascent,
+    greedy,
+    hard_concrete,
+    integrated_gradients,
+    random_mask,
+    slimming,
+    sou,
+    subnet,
+    zero_out,
+)
 from tinymem.mitigations.unlearning.registry import (
     REGISTRY,
     UnlearnMethod,

@@ -1,0 +1,136 @@
+# Config validation, the expanded grid and every input function. No rules here.
+import re
+
+from snakemake.utils import validate
+
+from tinymem.grid import all_models, base_models, check_config, expand_grid, finetune_models, math_datasets
+
+
+validate(config, schema="../config/schema.yaml")
+check_config(config)
+
+RUN = config["run"]
+DATASETS = {d.id: d for d in math_datasets(config)}
+MODELS = {m.id: m for m in all_models(config)}
+BASE_MODELS = base_models(config)
+REGULARIZED_MODELS = [m for m in MODELS.values() if m.objective != "none"]
+FINETUNE_MODELS = finetune_models(config)
+UNLEARN_CELLS = {
+    method: expand_grid(axes) for method, axes in config["unlearning"]["methods"].items()
+}
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in sorted(names))
+
+
+wildcard_constraints:
+    run=re.escape(RUN),
+    data=_alternatives(DATASETS),
+    model=_alternatives(MODELS),
+    method=_alternatives(UNLEARN_CELLS),
+    epoch=r"\d+",
+    variant="clean|extra|both",
+
+
+def get_runtime(minutes):
+    """Runtime in minutes that grows with each retry (resources are re-evaluated per attempt)."""
+
+    def runtime(wildcards, attempt):
+        return minutes * attempt
+
+    return runtime
+
+
+def get_math_data_params(wildcards):
+    """The generating config of one math data set, as MathDataConfig keywords."""
+    d = DATASETS[wildcards.data]
+    m = config["math"]
+    keys = ["num_7", "num_test", "num_noise", "length", "max_ctx", "prompt_len", "k", "noise_p",
+            "trigger_offset", "backdoor_test_fraction", "backdoor_token"]
+    return {"family": d.family, "artifact": d.artifact, "seed": d.seed, "num_extra": d.num_extra,
+            **{k: m[k] for k in keys}}
+
+
+def get_model_data(wildcards):
+    return f"results/{wildcards.run}/data/{MODELS[wildcards.model].data.id}.pt"
+
+
+def get_model_arch(wildcards):
+    m = config["model"]
+    return {"n_layer": MODELS[wildcards.model].n_layer, "n_embd": m["n_embd"], "n_head": m["n_head"]}
+
+
+def get_train_params(wildcards):
+    """TrainConfig keywords of one model: its task's settings, its seed and exported labels."""
+    spec = MODELS[wildcards.model]
+    task = config["training"][spec.data.task]
+    return {"epochs": task["epochs"], "checkpoint_every": task["checkpoint_every"],
+            "batch_size": task["batch_size"], "lr": task["lr"], "weight_decay": task["weight_decay"],
+            "seed": spec.data.seed, "pad_in_loss": config["training"]["pad_in_loss"],
+            "export_epochs": sorted(task["unlearn_epochs"])}
+
+
+def get_objective(wildcards):
+    """The training objective of one model: a regularizer name and its parameters, or "none"."""
+    spec = MODELS[wildcards.model]
+    params = dict(spec.objective_params)
+    if spec.objective in ("spectral_norm", "example_tied_dropout"):
+        params["seed"] = spec.data.seed  # the regularizer's own randomness follows the model seed
+    return {"name": spec.objective, "params": params}
+
+
+def get_model_labels(wildcards):
+    """Identifying columns written into the model's history."""
+    spec = MODELS[wildcards.model]
+    return {"model": spec.id, "data": spec.data.id, "num_extra": spec.data.num_extra,
+            "objective_hp": ",".join(f"{k}={v}" for k, v in spec.objective_params) or "none"}
+
+
+def get_last_label(wildcards):
+    return config["training"][MODELS[wildcards.model].data.task]["epochs"]
+
+
+def get_finetune_params(wildcards):
+    f = config["finetune"]
+    return {"variant": wildcards.variant, "epochs": f["epochs"], "batch_size": f["batch_size"], "lr": f["lr"],
+            "weight_decay": f["weight_decay"], "seed": MODELS[wildcards.model].data.seed,
+            "pad_in_loss": config["training"]["pad_in_loss"]}
+
+
+def get_unlearn_params(wildcards):
+    u = config["unlearning"]
+    return {"cells": UNLEARN_CELLS[wildcards.method], "seeds": u["seeds"], "batch_size": u["batch_size"],
+            "retain_size": u["retain_size"], "retain_includes_noise": u["retain_includes_noise"]}
+
+
+def get_unlearn_results(kind):
+    """Every unlearning CSV of one data kind ("math" or "language"), computed once per call."""
+    return [
+        f"results/{RUN}/unlearn/{m.id}/epoch{e}/{method}.csv"
+        for m in BASE_MODELS
+        if m.data.kind == kind
+        for e in config["training"][m.data.task]["unlearn_epochs"]
+        for method in UNLEARN_CELLS
+    ]
+
+
+def get_histories(kind):
+    return [f"results/{RUN}/models/{m.id}/history.csv" for m in MODELS.values() if m.data.kind == kind]
+
+
+def get_finetune_results(kind):
+    return [
+        f"results/{RUN}/finetune/{m.id}/{variant}.csv"
+        for m in FINETUNE_MODELS
+        if m.data.kind == kind
+        for variant in config["finetune"]["variants"]
+    ]
+
+
+def get_final_output():
+    return [
+        f"results/{RUN}/tables/math_unlearning.csv",
+        f"results/{RUN}/tables/math_training.csv",
+        f"results/{RUN}/tables/math_mitigations.csv",
+    ]
