@@ -3,14 +3,18 @@ import re
 
 from snakemake.utils import validate
 
-from tinymem.grid import all_models, base_models, check_config, expand_grid, finetune_models, math_datasets
+from tinymem.grid import all_models, base_models, check_config, datasets, expand_grid, finetune_models
 
 
 validate(config, schema="../config/schema.yaml")
 check_config(config)
 
 RUN = config["run"]
-DATASETS = {d.id: d for d in math_datasets(config)}
+DATASETS = {d.id: d for d in datasets(config)}
+MATH_DATA = [d for d in DATASETS if DATASETS[d].kind == "math"]
+LANGUAGE_DATA = [d for d in DATASETS if DATASETS[d].kind == "language"]
+# Table names use a short kind: tables/math_*.csv, tables/lang_*.csv.
+KINDS = {"math": "math", "lang": "language"}
 MODELS = {m.id: m for m in all_models(config)}
 BASE_MODELS = base_models(config)
 REGULARIZED_MODELS = [m for m in MODELS.values() if m.objective != "none"]
@@ -21,16 +25,20 @@ UNLEARN_CELLS = {
 
 
 def _alternatives(names):
-    return "|".join(re.escape(n) for n in sorted(names))
+    return "|".join(re.escape(n) for n in sorted(names)) or "(?!)"  # (?!) never matches
 
 
+# Structural patterns, not lists of every id: a pattern that spells out thousands of ids makes
+# every wildcard substitution scan it, and DAG building slows several-fold (bench/dag_build.py).
+# Input functions look ids up in DATASETS/MODELS, so an id outside the grid still fails at once.
 wildcard_constraints:
     run=re.escape(RUN),
-    data=_alternatives(DATASETS),
-    model=_alternatives(MODELS),
+    data=r"[a-z]+-(?:noise|backdoor)(?:-x\d+)?-s\d+",
+    model=r"[a-z]+-(?:noise|backdoor)(?:-x\d+)?-s\d+-L\d+(?:-[a-z_]+-[^/]+)?",
     method=_alternatives(UNLEARN_CELLS),
     epoch=r"\d+",
     variant="clean|extra|both",
+    kind="math|lang",
 
 
 def get_runtime(minutes):
@@ -50,6 +58,13 @@ def get_math_data_params(wildcards):
             "trigger_offset", "backdoor_test_fraction", "backdoor_token"]
     return {"family": d.family, "artifact": d.artifact, "seed": d.seed, "num_extra": d.num_extra,
             **{k: m[k] for k in keys}}
+
+
+def get_language_data_params(wildcards):
+    """LanguageDataConfig keywords of one language data set."""
+    d = DATASETS[wildcards.data]
+    lang = {k: v for k, v in config["language"].items() if k not in ("enabled", "artifacts", "retain_size")}
+    return {**lang, "artifact": d.artifact, "seed": d.seed}
 
 
 def get_model_data(wildcards):
@@ -100,12 +115,15 @@ def get_finetune_params(wildcards):
 
 def get_unlearn_params(wildcards):
     u = config["unlearning"]
+    kind = MODELS[wildcards.model].data.kind
+    retain_size = config["language"]["retain_size"] if kind == "language" else u["retain_size"]
     return {"cells": UNLEARN_CELLS[wildcards.method], "seeds": u["seeds"], "batch_size": u["batch_size"],
-            "retain_size": u["retain_size"], "retain_includes_noise": u["retain_includes_noise"]}
+            "retain_size": retain_size, "retain_includes_noise": u["retain_includes_noise"]}
 
 
-def get_unlearn_results(kind):
-    """Every unlearning CSV of one data kind ("math" or "language"), computed once per call."""
+def get_unlearn_results(wildcards):
+    """Every unlearning CSV of one data kind (wildcard kind: "math" or "lang")."""
+    kind = KINDS[wildcards.kind]
     return [
         f"results/{RUN}/unlearn/{m.id}/epoch{e}/{method}.csv"
         for m in BASE_MODELS
@@ -115,11 +133,13 @@ def get_unlearn_results(kind):
     ]
 
 
-def get_histories(kind):
+def get_histories(wildcards):
+    kind = KINDS[wildcards.kind]
     return [f"results/{RUN}/models/{m.id}/history.csv" for m in MODELS.values() if m.data.kind == kind]
 
 
-def get_finetune_results(kind):
+def get_finetune_results(wildcards):
+    kind = KINDS[wildcards.kind]
     return [
         f"results/{RUN}/finetune/{m.id}/{variant}.csv"
         for m in FINETUNE_MODELS
@@ -129,8 +149,6 @@ def get_finetune_results(kind):
 
 
 def get_final_output():
-    return [
-        f"results/{RUN}/tables/math_unlearning.csv",
-        f"results/{RUN}/tables/math_training.csv",
-        f"results/{RUN}/tables/math_mitigations.csv",
-    ]
+    """The tables of every data kind in the grid."""
+    present = [short for short, kind in KINDS.items() if any(d.kind == kind for d in DATASETS.values())]
+    return [f"results/{RUN}/tables/{k}_{table}.csv" for k in present for table in ("training", "unlearning", "mitigations")]

@@ -1,17 +1,17 @@
-rule math_unlearning_table:
+rule unlearning_table:
     input:
-        get_unlearn_results("math"),
+        get_unlearn_results,
     output:
         best=report(
-            "results/{run}/tables/math_unlearning.csv",
-            caption="report/math_unlearning.rst",
+            "results/{run}/tables/{kind}_unlearning.csv",
+            caption="report/unlearning.rst",
             category="Tables",
-            labels={"table": "math unlearning (best runs)"},
+            labels={"table": "{kind} unlearning (best runs)"},
         ),
-        markdown="results/{run}/tables/math_unlearning.md",
-        runs="results/{run}/tables/math_unlearning_runs.csv",
+        markdown="results/{run}/tables/{kind}_unlearning.md",
+        runs="results/{run}/tables/{kind}_unlearning_runs.csv",
     log:
-        "results/{run}/logs/tables/math_unlearning.log",
+        "results/{run}/logs/tables/{kind}_unlearning.log",
     localrule: True
     conda:
         "../envs/tinymem.yaml"
@@ -19,18 +19,18 @@ rule math_unlearning_table:
         "../workflow_scripts/unlearning_table.py"
 
 
-rule math_training_table:
+rule training_table:
     input:
-        get_histories("math"),
+        get_histories,
     output:
         report(
-            "results/{run}/tables/math_training.csv",
-            caption="report/math_training.rst",
+            "results/{run}/tables/{kind}_training.csv",
+            caption="report/training.rst",
             category="Tables",
-            labels={"table": "math training"},
+            labels={"table": "{kind} training"},
         ),
     log:
-        "results/{run}/logs/tables/math_training.log",
+        "results/{run}/logs/tables/{kind}_training.log",
     localrule: True
     conda:
         "../envs/tinymem.yaml"
@@ -38,21 +38,21 @@ rule math_training_table:
         "../workflow_scripts/training_table.py"
 
 
-rule math_mitigations_table:
+rule mitigations_table:
     input:
-        histories=get_histories("math"),
-        finetune=get_finetune_results("math"),
-        unlearning="results/{run}/tables/math_unlearning.csv",
+        histories=get_histories,
+        finetune=get_finetune_results,
+        unlearning="results/{run}/tables/{kind}_unlearning.csv",
     output:
         csv=report(
-            "results/{run}/tables/math_mitigations.csv",
-            caption="report/math_mitigations.rst",
+            "results/{run}/tables/{kind}_mitigations.csv",
+            caption="report/mitigations.rst",
             category="Tables",
-            labels={"table": "math mitigations (all families)"},
+            labels={"table": "{kind} mitigations"},
         ),
-        markdown="results/{run}/tables/math_mitigations.md",
+        markdown="results/{run}/tables/{kind}_mitigations.md",
     log:
-        "results/{run}/logs/tables/math_mitigations.log",
+        "results/{run}/logs/tables/{kind}_mitigations.log",
     localrule: True
     conda:
         "../envs/tinymem.yaml"

@@ -95,6 +95,6 @@ def test_grid_ids_are_canonical():
 def test_paper_grid_size():
     cfg = _load("config/config.yaml")
     assert len(math_datasets(cfg)) == 2 * 2 * 3 * 3  # families × artifacts × num_extra × seeds
-    assert len(base_models(cfg)) == 144  # × layers {2, 4, 8, 16}: training.md §9.1
+    assert len(base_models(cfg)) == 144 + 24  # math × layers {2, 4, 8, 16} + language 2 artifacts × 3 seeds × 4 layers: 168 (§9.1)
     paper = copy.deepcopy(cfg)
     assert len(expand_grid(paper["unlearning"]["methods"]["balanced_subnet"])) == 90  # B.8

@@ -62,7 +62,7 @@ def test_complete_run_has_nothing_to_do(tiny_run):
 def test_restarted_sweep_reruns_only_what_is_missing(tiny_run):
     (tiny_run / f"results/tiny/unlearn/{NOISE_MODEL}/epoch60/balanced_subnet.csv").unlink()
     plan = planned_jobs(tiny_run, "--configfile", TINY)
-    assert plan == {"unlearn": 1, "math_unlearning_table": 1, "all": 1}
+    assert plan == {"unlearn": 1, "unlearning_table": 1, "all": 1}
     snakemake(tiny_run, "--cores", "2", "--configfile", TINY)
     # The rerun reused the cached grid cell: its seconds are the original ones.
     assert planned_jobs(tiny_run, "--configfile", TINY) == {}
@@ -71,8 +71,9 @@ def test_restarted_sweep_reruns_only_what_is_missing(tiny_run):
 def test_single_target_by_path(tiny_run):
     target = "results/tiny/tables/math_training.csv"
     (tiny_run / target).unlink()
-    assert planned_jobs(tiny_run, "--configfile", TINY, target) == {"math_training_table": 1}
-    snakemake(tiny_run, "--cores", "2", "--configfile", TINY, target)
+    # Targets go before --configfile, which takes every following word as a config file.
+    assert planned_jobs(tiny_run, target, "--configfile", TINY) == {"training_table": 1}
+    snakemake(tiny_run, target, "--cores", "2", "--configfile", TINY)
     assert (tiny_run / target).exists()
 
 
@@ -105,7 +106,7 @@ def test_killed_training_job_resumes_from_checkpoint(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     target = f"results/tiny/models/{NOISE_MODEL}/history.csv"
     resume = wd / f"results/tiny/_resume/train/{NOISE_MODEL}"
-    proc = subprocess.Popen([*SNAKEMAKE, "--cores", "2", "--configfile", TINY, target], cwd=wd,
+    proc = subprocess.Popen([*SNAKEMAKE, target, "--cores", "2", "--configfile", TINY], cwd=wd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     while not any(resume.glob("state_e*.pt")):  # the epoch-0 state (label 0) is written early
@@ -116,7 +117,7 @@ def test_killed_training_job_resumes_from_checkpoint(tmp_path):
     proc.wait()
     assert not (wd / target).exists()
     snakemake(wd, "--unlock", "--configfile", TINY)
-    snakemake(wd, "--cores", "2", "--configfile", TINY, "--rerun-incomplete", target)
+    snakemake(wd, target, "--cores", "2", "--rerun-incomplete", "--configfile", TINY)
     log = (wd / f"results/tiny/logs/train/{NOISE_MODEL}.log").read_text()
     assert "resumed from" in log
     hist = pd.read_csv(wd / target)

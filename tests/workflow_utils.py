@@ -34,8 +34,12 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900)
 
 
 def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
-    """Job counts per rule of a dry run (``snakemake -n --quiet rules``)."""
-    out = snakemake(workdir, "-n", "--quiet", "rules", *args).stdout
+    """Job counts per rule of a dry run (``snakemake -n --quiet rules``).
+
+    ``args`` come first, so a target given after ``--configfile X`` would be read as a config
+    file: pass targets before ``--configfile``.
+    """
+    out = snakemake(workdir, *args, "-n", "--quiet", "rules").stdout
     counts = {}
     for line in out.splitlines():
         m = re.match(r"^(\w+)\s+(\d+)$", line.strip())

@@ -71,13 +71,29 @@ def math_datasets(config: dict[str, Any]) -> list[DataSpec]:
     ]
 
 
+def language_datasets(config: dict[str, Any]) -> list[DataSpec]:
+    """Language data sets (family ``language``): one per artifact and seed; none when disabled."""
+    lang = config["language"]
+    if not lang["enabled"]:
+        return []
+    return [DataSpec(f"language-{art}-s{seed}", "language", "language", art, seed, None)
+            for art in lang["artifacts"] for seed in config["seeds"]]
+
+
+def datasets(config: dict[str, Any]) -> list[DataSpec]:
+    return math_datasets(config) + language_datasets(config)
+
+
 def base_models(config: dict[str, Any]) -> list[ModelSpec]:
     """Every (data set × layer count) model trained without a regularizer."""
-    return [ModelSpec(f"{d.id}-L{n}", d, n) for d in math_datasets(config) for n in config["model"]["layers"]]
+    return [ModelSpec(f"{d.id}-L{n}", d, n) for d in datasets(config) for n in config["model"]["layers"]]
 
 
 def _selected(data: DataSpec, selection: dict[str, Any]) -> bool:
-    return data.family in selection["families"] and data.num_extra in selection["num_extra"]
+    """Math data sets match on family and num_extra; language data sets on the family alone."""
+    if data.family not in selection["families"]:
+        return False
+    return data.kind == "language" or data.num_extra in selection["num_extra"]
 
 
 def regularized_models(config: dict[str, Any]) -> list[ModelSpec]:
@@ -88,8 +104,8 @@ def regularized_models(config: dict[str, Any]) -> list[ModelSpec]:
     r = config["regularizers"]
     return [
         ModelSpec(f"{d.id}-L{n}-{name}-{cid}", d, n, name, tuple(sorted(params.items())))
-        for d in math_datasets(config)
-        if _selected(d, r)
+        for d in datasets(config)
+        if _selected(d, r) and d.artifact in r["artifacts"]
         for n in r["layers"]
         for name, axes in r["methods"].items()
         for cid, params in expand_grid(axes).items()
@@ -116,6 +132,11 @@ def checkpoint_labels(epochs: int, every: int) -> list[int]:
 
 def check_config(config: dict[str, Any]) -> None:
     """Semantic checks the JSON schema cannot express; each error names the key."""
+    lang = config["language"]
+    if lang["enabled"] and lang["prompt_len"] + lang["k"] > lang["max_ctx"]:
+        raise ValueError(f"language.prompt_len + language.k = {lang['prompt_len'] + lang['k']} exceeds language.max_ctx = {lang['max_ctx']}")
+    if lang["enabled"] and lang["corpus"] == "local" and not lang["corpus_files"]:
+        raise ValueError("language.corpus_files: corpus 'local' needs at least one text file")
     for task, t in config["training"].items():
         if not isinstance(t, dict):
             continue  # switches such as pad_in_loss
@@ -133,7 +154,8 @@ def check_config(config: dict[str, Any]) -> None:
         raise ValueError(f"math.num_noise = {m['num_noise']} exceeds the {m['num_7'] - m['num_test']} c=7 train rows")
     for block in ("regularizers", "finetune"):
         sel = config[block]
-        for key, universe in (("families", m["families"]), ("num_extra", m["num_extra"]), ("layers", config["model"]["layers"])):
+        families = m["families"] + (["language"] if config["language"]["enabled"] else [])
+        for key, universe in (("families", families), ("num_extra", m["num_extra"]), ("layers", config["model"]["layers"])):
             outside = sorted(set(sel[key]) - set(universe))
             if outside:
                 # Each selected model needs its data set and its unregularized baseline in the grid.
