@@ -58,10 +58,21 @@ def test_schema_errors_name_the_key(mutate, key):
         validate(cfg, SCHEMA)
 
 
-def test_semantic_checks_name_the_key():
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda c: c["training"]["math_noise"].update(unlearn_epochs=[501]), r"training.math_noise.unlearn_epochs"),
+        # A grid that expands to nothing: an empty axis (the schema's minItems catches it too).
+        (lambda c: c["unlearning"]["methods"]["balanced_subnet"].update(ratio=[]), r"unlearning.methods.balanced_subnet"),
+        (lambda c: c["regularizers"]["methods"]["spectral_norm"].update(lam=[]), r"regularizers.methods.spectral_norm"),
+        (lambda c: c["finetune"].update(layers=[3]), r"finetune.layers"),
+        (lambda c: c["math"].update(num_noise=10**6), r"math.num_noise"),
+    ],
+)
+def test_semantic_checks_name_the_key(mutate, key):
     cfg = _load("config/config.yaml")
-    cfg["training"]["math_noise"]["unlearn_epochs"] = [501]
-    with pytest.raises(ValueError, match=r"training.math_noise.unlearn_epochs"):
+    mutate(cfg)
+    with pytest.raises(ValueError, match=key):
         check_config(cfg)
 
 

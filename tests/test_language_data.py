@@ -19,11 +19,13 @@ from tinymem.data.core import TinyMemData
 from tinymem.data.language import (
     LanguageDataConfig,
     add_noise,
+    CorpusChecksumError,
     build_language_data,
     choose_trigger,
     chunk,
     chunk_frequency,
     corpus_chunks,
+    corpus_digest,
     encode_texts,
     load_corpus_texts,
     load_tokenizer,
@@ -301,7 +303,7 @@ def test_uniform_model_perplexity_is_vocab_size(noise_data: TinyMemData):
     dict(corpus="web"), dict(corpus="local", corpus_files=[]), dict(corpus="stdlib", num_test=None),
     dict(prompt_len=20, k=20), dict(artifact="other"), dict(noise_p=0.6), dict(dup_powers=[0, -1]),
     dict(backdoor_test_fraction=1.0), dict(trigger_mode="rare"), dict(trigger_band=[0.2, 0.1]),
-    dict(bpe_vocab_size=100), dict(num_clean_train=0),
+    dict(bpe_vocab_size=100), dict(num_clean_train=0), dict(corpus_sha256="abc"),
 ])
 def test_config_validation(bad, corpus_file: Path):
     with pytest.raises(ValueError):
@@ -315,3 +317,16 @@ def test_paper_defaults():
     assert (cfg.max_ctx, cfg.prompt_len, cfg.k, cfg.num_noise, cfg.dup_powers) == (150, 50, 50, 1000, (0, 1, 2, 3))
     assert (cfg.num_clean_train, cfg.num_test, cfg.noise_p) == (None, None, 0.05)
     assert (cfg.backdoor_dup_power, cfg.backdoor_test_fraction, cfg.trigger_mode) == (2, 0.1, "uniform")
+
+
+def test_corpus_checksum_pins_the_corpus(noise_cfg, noise_data, tmp_path: Path):
+    texts = load_corpus_texts(noise_cfg)
+    digest = corpus_digest(texts)
+    assert noise_data.meta["corpus_sha256_actual"] == digest
+    assert corpus_digest(texts[:-1]) != digest and corpus_digest(["ab", "c"]) != corpus_digest(["a", "bc"])
+    pinned = dataclasses.replace(noise_cfg, corpus_sha256=digest)
+    _assert_same(build_language_data(pinned, tmp_path / "ok"), noise_data)  # the right digest passes
+    wrong = dataclasses.replace(noise_cfg, corpus_sha256="0" * 64)
+    with pytest.raises(CorpusChecksumError, match="language.corpus_sha256"):
+        build_language_data(wrong, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()  # stopped before the tokenizer was written

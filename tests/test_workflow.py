@@ -62,7 +62,7 @@ def test_complete_run_has_nothing_to_do(tiny_run):
 def test_restarted_sweep_reruns_only_what_is_missing(tiny_run):
     (tiny_run / f"results/tiny/unlearn/{NOISE_MODEL}/epoch60/balanced_subnet.csv").unlink()
     plan = planned_jobs(tiny_run, "--configfile", TINY)
-    assert plan == {"unlearn": 1, "unlearning_table": 1, "all": 1}
+    assert plan == {"unlearn": 1, "unlearning_table": 1, "mitigations_table": 1, "all": 1}
     snakemake(tiny_run, "--cores", "2", "--configfile", TINY)
     # The rerun reused the cached grid cell: its seconds are the original ones.
     assert planned_jobs(tiny_run, "--configfile", TINY) == {}
@@ -83,6 +83,27 @@ def test_report(tiny_run):
     assert "math_unlearning.csv" in html
 
 
+def test_truncated_checkpoint_fails_clearly_and_keeps_every_other_result(tiny_run):
+    ckpt = tiny_run / f"results/tiny/models/{NOISE_MODEL}/checkpoints/epoch60.pt"
+    target = tiny_run / f"results/tiny/unlearn/{NOISE_MODEL}/epoch60/zero_out.csv"
+    others = {p: p.stat().st_mtime_ns for p in (tiny_run / "results/tiny").rglob("*.csv") if p != target}
+    raw = ckpt.read_bytes()
+    target.unlink()
+    try:
+        ckpt.write_bytes(raw[: len(raw) // 2])
+        proc = snakemake(tiny_run, str(target.relative_to(tiny_run)), "--cores", "1", "--configfile", TINY,
+                         check=False)
+        assert proc.returncode != 0
+        log = (tiny_run / f"results/tiny/logs/unlearn/{NOISE_MODEL}/epoch60/zero_out.log").read_text()
+        assert "CorruptFileError" in log and str(ckpt.relative_to(tiny_run)) in log
+        assert not target.exists()
+        assert {p: p.stat().st_mtime_ns for p in others} == others  # nothing else touched
+    finally:
+        ckpt.write_bytes(raw)
+    snakemake(tiny_run, str(target.relative_to(tiny_run)), "--cores", "1", "--configfile", TINY)
+    assert target.exists()
+
+
 def test_bad_config_fails_before_any_job(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     bad = (wd / TINY).read_text().replace("num_noise: 40", "num_noize: 40")
@@ -97,9 +118,11 @@ def test_paper_dry_run_lists_the_grid(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     plan = planned_jobs(wd)
     assert plan["math_data"] == 36  # families × artifacts × num_extra × seeds (training.md §9.1)
-    assert plan["train"] == 144 + 42  # base grid + 7 regularizer cells × mult × 2 artifacts × 3 seeds (§9.2)
-    assert plan["finetune"] == 36  # 2 families × 2 artifacts × 3 seeds × 3 variants (§9.3, math part)
-    assert plan["unlearn"] == 144 * 4 * 14  # 4 checkpoints per model × 14 methods (one job runs a grid)
+    assert plan["language_data"] == 6  # wikitext-103: 2 artifacts × 3 seeds
+    base = 144 + 24  # math: 36 data × 4 depths; language: 6 data × 4 depths
+    assert plan["train"] == base + 84  # + 7 regularizer cells × (mult, language) × 2 artifacts × 3 seeds (§9.2)
+    assert plan["finetune"] == 54  # 3 variants × 3 families × 2 artifacts × 3 seeds (§9.3, Q18)
+    assert plan["unlearn"] == base * 4 * 14  # 4 checkpoints per model × 14 methods (one job runs a grid)
 
 
 def test_killed_training_job_resumes_from_checkpoint(tmp_path):

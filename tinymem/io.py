@@ -1,4 +1,4 @@
-"""Atomic file writes, tolerant-free readers and provenance stamps.
+"""Atomic file writes, strict readers and provenance stamps.
 
 Every output of the workflow is written to a temporary file in the same folder and moved into
 place with :func:`os.replace`, so a job killed mid-write never leaves a file that Snakemake (or a
@@ -22,6 +22,15 @@ import torch
 from tinymem import __version__
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are 0600
+
+
 class CorruptFileError(RuntimeError):
     """A file exists but cannot be read as what it claims to be."""
 
@@ -39,6 +48,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _FILE_MODE)  # results are shared on clusters: not owner-only
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

@@ -9,6 +9,7 @@ decoding with a KV cache that stops at ``prompt_len + k`` (Q16).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Iterator
@@ -83,13 +84,14 @@ def greedy_continue(model: torch.nn.Module, prompts: Tensor, k: int) -> Tensor:
 
     No EOS suppression (Q14): decoding runs exactly ``k`` steps whatever the model emits.
     """
+    # transformers >= 5.2x names the KV cache `cache` (`past_key_values` is deprecated); older
+    # releases only know `past_key_values`.
+    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     out = model(input_ids=prompts, use_cache=True)
-    past = out.past_key_values
     nxt = out.logits[:, -1].argmax(-1)
     generated = [nxt]
     for _ in range(k - 1):
-        out = model(input_ids=nxt[:, None], past_key_values=past, use_cache=True)
-        past = out.past_key_values
+        out = model(input_ids=nxt[:, None], use_cache=True, **{cache_kw: getattr(out, cache_kw)})
         nxt = out.logits[:, -1].argmax(-1)
         generated.append(nxt)
     return torch.stack(generated, 1)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import importlib.util
 import inspect
 import itertools
@@ -77,9 +78,12 @@ class LanguageDataConfig:
     dataset_name: str = "wikitext"  # HF dataset for corpus="wikitext"
     dataset_config: str = "wikitext-103-v1"  # the non-raw config, as upstream
     cache_dir: str | None = None  # HF datasets cache folder (None: the HF default)
+    dataset_revision: str | None = None  # HF dataset commit/tag to pin (None: the newest)
+    corpus_sha256: str | None = None  # expected corpus_digest() of the train texts (None: record only)
     corpus_files: tuple[str, ...] = ()  # UTF-8 text files for corpus="local", read line by line
     # ---- tokenizer ----------------------------------------------------------------------------
     tokenizer: str = "openai-community/gpt2"  # HF name or folder (paper), or "train_bpe" (quick)
+    tokenizer_revision: str | None = None  # HF model commit/tag of the tokenizer (None: the newest)
     bpe_vocab_size: int = 2048  # vocabulary size of the trained BPE, special token included
     # ---- chunks -------------------------------------------------------------------------------
     max_ctx: int = 150  # chunk length in tokens (quick: 64)
@@ -111,6 +115,8 @@ class LanguageDataConfig:
             raise ValueError("corpus='local' needs corpus_files (a list of text files)")
         if self.corpus != "wikitext" and self.num_test is None:
             raise ValueError(f"corpus={self.corpus!r} has no test split: set num_test (quick: 200)")
+        if self.corpus_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.corpus_sha256):
+            raise ValueError(f"corpus_sha256 must be 64 lowercase hex digits, got {self.corpus_sha256!r}")
         if not self.tokenizer:
             raise ValueError("tokenizer must be a HF name or folder, or 'train_bpe'")
         if self.tokenizer == TRAIN_BPE and self.bpe_vocab_size < 258:
@@ -253,7 +259,8 @@ def load_corpus_texts(cfg: LanguageDataConfig, split: str = "train") -> list[str
     if cfg.corpus == "wikitext":
         import datasets  # imported here: the offline path never needs it
 
-        ds = datasets.load_dataset(cfg.dataset_name, cfg.dataset_config, cache_dir=cfg.cache_dir, split=split)
+        ds = datasets.load_dataset(cfg.dataset_name, cfg.dataset_config, cache_dir=cfg.cache_dir, split=split,
+                                   revision=cfg.dataset_revision)
         return list(ds["text"])
     if split == "test":
         return []
@@ -263,6 +270,32 @@ def load_corpus_texts(cfg: LanguageDataConfig, split: str = "train") -> list[str
             rows.extend(Path(f).read_text(encoding="utf-8").splitlines(keepends=True))
         return rows
     return [p + "\n" for p in stdlib_corpus()]
+
+
+class CorpusChecksumError(ValueError):
+    """The corpus read at run time is not the one the config pins with ``corpus_sha256``."""
+
+
+def corpus_digest(texts: Sequence[str]) -> str:
+    """SHA-256 of the corpus rows in order (UTF-8, each row followed by a NUL byte)."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def check_corpus(cfg: LanguageDataConfig, texts: Sequence[str]) -> str:
+    """The corpus digest; raises ``CorpusChecksumError`` when it differs from ``cfg.corpus_sha256``."""
+    digest = corpus_digest(texts)
+    if cfg.corpus_sha256 is not None and digest != cfg.corpus_sha256:
+        raise CorpusChecksumError(
+            f"language.corpus_sha256 mismatch for corpus {cfg.corpus!r} "
+            f"({cfg.dataset_name}/{cfg.dataset_config}, revision {cfg.dataset_revision}): expected "
+            f"{cfg.corpus_sha256}, got {digest}. The download changed or is corrupt; pin "
+            f"language.dataset_revision, clear the cache ({cfg.cache_dir or 'HF default'}) or update the checksum."
+        )
+    return digest
 
 
 # ---- tokenizer ---------------------------------------------------------------------------------
@@ -303,14 +336,14 @@ def train_bpe_tokenizer(texts: Sequence[str], vocab_size: int, out_dir: str | os
     return fast
 
 
-def load_tokenizer(name_or_path: str | os.PathLike[str]) -> Any:
+def load_tokenizer(name_or_path: str | os.PathLike[str], revision: str | None = None) -> Any:
     """``AutoTokenizer.from_pretrained`` (a HF name such as ``openai-community/gpt2``, or a folder).
 
     GPT-2 has no PAD token; PAD is set to EOS (id 50256), as upstream.
     """
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(name_or_path))
+    tok = AutoTokenizer.from_pretrained(str(name_or_path), revision=revision)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -407,7 +440,7 @@ def _prepare_tokenizer(cfg: LanguageDataConfig, train_texts: list[str], tokenize
         train_bpe_tokenizer(train_texts, cfg.bpe_vocab_size, tokenizer_dir)
     else:
         Path(tokenizer_dir).mkdir(parents=True, exist_ok=True)
-        load_tokenizer(cfg.tokenizer).save_pretrained(str(tokenizer_dir))
+        load_tokenizer(cfg.tokenizer, cfg.tokenizer_revision).save_pretrained(str(tokenizer_dir))
     return load_tokenizer(tokenizer_dir)
 
 
@@ -443,6 +476,7 @@ def build_language_data(cfg: LanguageDataConfig, tokenizer_dir: str | os.PathLik
     test chunks) for backdoors; duplicated copies share one id.
     """
     train_texts = load_corpus_texts(cfg, "train")
+    digest = check_corpus(cfg, train_texts)  # before any work: a wrong corpus fails at once
     tokenizer = _prepare_tokenizer(cfg, train_texts, tokenizer_dir)
     tokens = token_info(tokenizer)
     if not 0 <= cfg.backdoor_token < tokens.vocab_size:
@@ -451,6 +485,7 @@ def build_language_data(cfg: LanguageDataConfig, tokenizer_dir: str | os.PathLik
     meta: dict[str, Any] = {
         **asdict(cfg),
         "tokenizer_dir": str(tokenizer_dir),
+        "corpus_sha256_actual": digest,
         "corpus_tokens": int((train_chunks != tokens.pad_id).sum() + (test_chunks != tokens.pad_id).sum()),
         "corpus_train_chunks": len(train_chunks),
         "corpus_test_chunks": len(test_chunks),

@@ -47,13 +47,15 @@ def build_task(
     retain_size: int | None = None,
     retain_includes_noise: bool = False,
     device: str | torch.device = "cpu",
+    forget_idx: torch.Tensor | None = None,
 ) -> UnlearnTask:
     """Forget = memorized artifact rows; retain = clean training rows without artifacts (U6).
 
     ``retain_size`` draws a seeded random subset (the paper uses 100,000 wiki chunks);
     ``retain_includes_noise`` reproduces upstream's retain set, which also holds the noised rows.
+    ``forget_idx`` (the artifact rows ``model`` memorizes) skips recomputing them.
     """
-    idx = memorized_rows(model, data)
+    idx = memorized_rows(model, data) if forget_idx is None else forget_idx
     retain = data.retain_rows()
     if retain_includes_noise:
         retain = torch.cat([data.artifact_train.rows, retain])
@@ -100,7 +102,9 @@ def run_grid(
     base, model_cfg, meta = load_model(model_path)
     base.to(device)
     digest = file_digest(model_path)
-    before = evaluate(base, data)
+    before: dict[str, float] | None = None  # computed on the first cell not in the cache
+    forget_idx: torch.Tensor | None = None
+    stamp = provenance()
     cache_dir = Path(cache_dir)
     rows: list[dict[str, Any]] = []
     ident = {
@@ -120,9 +124,12 @@ def run_grid(
             if cached.get("key") == key:
                 rows.append(cached["row"])
                 continue
+        if before is None:
+            before = evaluate(base, data)
+            forget_idx = memorized_rows(base, data)
         model = copy.deepcopy(base)
         task = build_task(model, data, seed=seed, batch_size=batch_size, retain_size=retain_size,
-                          retain_includes_noise=retain_includes_noise, device=device)
+                          retain_includes_noise=retain_includes_noise, device=device, forget_idx=forget_idx)
         row: dict[str, Any] = {**ident, "hp": hp, "seed": seed, **{f"param_{k}": v for k, v in config_to_dict(cfg).items()},
                                "n_forget": len(task.forget), "n_retain": len(task.retain), **_suffix(before, "before")}
         if len(task.forget) == 0:
@@ -140,7 +147,7 @@ def run_grid(
                         "frac_changed": out.n_changed / out.n_candidates if out.n_candidates else 0.0,
                         "seconds": seconds, "score": selection_score(before, after, data.kind),
                         **{f"info_{k}": v for k, v in out.info.items()}})
-        row.update(provenance())
+        row.update(stamp)
         write_json({"key": key, "row": row}, cache)
         rows.append(row)
     return pd.DataFrame(rows)
