@@ -73,6 +73,16 @@ def summarize(best: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _mean_std_column(table: pd.DataFrame, c: str) -> list[str]:
+    """``mean ± std`` over models (accuracies in %); just the mean where one model gives no std."""
+    scale, digits = (100.0, 1) if c.startswith("acc") else (1.0, 1 if c != "seconds" else 2)
+    std = table.get(f"{c}_std", pd.Series(float("nan"), index=table.index))
+    return [
+        "" if pd.isna(m) else f"{m * scale:.{digits}f}" + ("" if pd.isna(sd) else f" ± {sd * scale:.{digits}f}")
+        for m, sd in zip(table[c], std)
+    ]
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     """A readable Markdown rendering (values rounded; standard deviations as ±)."""
     if table.empty:
@@ -82,11 +92,9 @@ def to_markdown(table: pd.DataFrame) -> str:
     for c in ["percent_mem_before", "percent_mem_after", "acc_before", "acc_after", "perplexity_before",
               "perplexity_after", "seconds"]:
         if c in table.columns:
-            scale, digits = (100.0, 1) if c.startswith("acc") else (1.0, 1 if c != "seconds" else 2)
-            std = table.get(f"{c}_std", pd.Series(float("nan"), index=table.index)).fillna(0.0)
-            view[c] = [f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}" for m, s in zip(table[c], std)]
+            view[c] = _mean_std_column(table, c)
     view["n_models"] = table["n_models"]
-    return view.to_markdown(index=False) + f"\n\nSelection score: {SELECTION}. Accuracies in %.\n"
+    return view.to_markdown(index=False, disable_numparse=True) + f"\n\nSelection score: {SELECTION}. Accuracies in %.\n"
 
 
 def training_summary(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
@@ -166,8 +174,6 @@ def mitigation_markdown(table: pd.DataFrame) -> str:
     view = table[["category", "method", "hp", *_SETTING]].copy()
     for c in _SHOWN:
         if c in table.columns and table[c].notna().any():
-            scale, digits = (100.0, 1) if c.startswith("acc") else (1.0, 1 if c != "seconds" else 2)
-            std = table.get(f"{c}_std", pd.Series(float("nan"), index=table.index)).fillna(0.0)
-            view[c] = [f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}" if pd.notna(m) else "" for m, s in zip(table[c], std)]
+            view[c] = _mean_std_column(table, c)
     view["n_models"] = table["n_models"]
-    return view.to_markdown(index=False) + "\n\nAccuracies in %; memorization in % of counted artifact rows.\n"
+    return view.to_markdown(index=False, disable_numparse=True) + "\n\nAccuracies in %; memorization in % of counted artifact rows.\n"
