@@ -22,6 +22,7 @@ FINETUNE_MODELS = finetune_models(config)
 UNLEARN_CELLS = {
     method: expand_grid(axes) for method, axes in config["unlearning"]["methods"].items()
 }
+UNLEARN_METHODS = list(UNLEARN_CELLS)
 
 
 def _alternatives(names):
@@ -35,19 +36,23 @@ wildcard_constraints:
     run=re.escape(RUN),
     data=r"[a-z]+-(?:noise|backdoor)(?:-x\d+)?-s\d+",
     model=r"[a-z]+-(?:noise|backdoor)(?:-x\d+)?-s\d+-L\d+(?:-[a-z_]+-[^/]+)?",
-    method=_alternatives(UNLEARN_CELLS),
     epoch=r"\d+",
     variant="clean|extra|both",
     kind="math|lang",
 
 
-def get_runtime(minutes):
-    """Runtime in minutes that grows with each retry (resources are re-evaluated per attempt)."""
+def get_runtime(rule):
+    """The rule's runtime (minutes, config `resources`), growing with each retry (attempt 1, 2, ...)."""
+    minutes = config["resources"][rule]["runtime"]
 
     def runtime(wildcards, attempt):
         return minutes * attempt
 
     return runtime
+
+
+def get_mem_mb(rule):
+    return config["resources"][rule]["mem_mb"]
 
 
 def get_math_data_params(wildcards):
@@ -117,7 +122,7 @@ def get_unlearn_params(wildcards):
     u = config["unlearning"]
     kind = MODELS[wildcards.model].data.kind
     retain_size = config["language"]["retain_size"] if kind == "language" else u["retain_size"]
-    return {"cells": UNLEARN_CELLS[wildcards.method], "seeds": u["seeds"], "batch_size": u["batch_size"],
+    return {"cells": UNLEARN_CELLS, "seeds": u["seeds"], "batch_size": u["batch_size"],
             "retain_size": retain_size, "retain_includes_noise": u["retain_includes_noise"]}
 
 

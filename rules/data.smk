@@ -11,8 +11,8 @@ rule math_data:
         "results/{run}/benchmarks/math_data/{data}.tsv"
     threads: 1
     resources:
-        runtime=get_runtime(30),
-        mem_mb=4000,
+        runtime=get_runtime("math_data"),
+        mem_mb=get_mem_mb("math_data"),
     conda:
         "../envs/tinymem.yaml"
     script:
@@ -35,8 +35,8 @@ rule language_data:
         "results/{run}/benchmarks/language_data/{data}.tsv"
     threads: 2
     resources:
-        runtime=get_runtime(120),
-        mem_mb=16000,
+        runtime=get_runtime("language_data"),
+        mem_mb=get_mem_mb("language_data"),
     conda:
         "../envs/tinymem.yaml"
     script:

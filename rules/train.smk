@@ -16,8 +16,8 @@ rule train:
         "results/{run}/benchmarks/train/{model}.tsv"
     threads: 2
     resources:
-        runtime=get_runtime(240),
-        mem_mb=8000,
+        runtime=get_runtime("train"),
+        mem_mb=get_mem_mb("train"),
     conda:
         "../envs/tinymem.yaml"
     script:
@@ -40,8 +40,8 @@ rule finetune:
         "results/{run}/benchmarks/finetune/{model}/{variant}.tsv"
     threads: 2
     resources:
-        runtime=get_runtime(120),
-        mem_mb=8000,
+        runtime=get_runtime("finetune"),
+        mem_mb=get_mem_mb("finetune"),
     conda:
         "../envs/tinymem.yaml"
     script:

@@ -1,11 +1,11 @@
-"""Run one unlearning method's grid on one checkpoint (rule unlearn)."""
+"""Run every unlearning method's grid on one checkpoint (rule unlearn): one CSV per method."""
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tinymem.data.core import TinyMemData
 from tinymem.io import write_csv
-from tinymem.mitigations.unlearning.runner import run_grid
+from tinymem.mitigations.unlearning.runner import run_grids
 from tinymem.runtime import setup_job
 
 if TYPE_CHECKING:
@@ -13,10 +13,9 @@ if TYPE_CHECKING:
 
 device = setup_job(snakemake.log[0], snakemake.threads)
 grid = snakemake.params.grid
-rows = run_grid(
+tables = run_grids(
     Path(snakemake.input.checkpoints) / f"epoch{snakemake.wildcards.epoch}.pt",
     TinyMemData.load(snakemake.input.data),
-    snakemake.wildcards.method,
     grid["cells"],
     grid["seeds"],
     snakemake.params.cache_dir,
@@ -26,4 +25,5 @@ rows = run_grid(
     labels={"model": snakemake.wildcards.model},
     device=device,
 )
-write_csv(rows, snakemake.output[0])
+for method, path in zip(snakemake.params.methods, snakemake.output, strict=True):
+    write_csv(tables[method], path)

@@ -1,8 +1,8 @@
-"""Run one method's grid on one checkpoint: the body of an unlearning job.
+"""Run every unlearning method's grid on one checkpoint: the body of an unlearning job.
 
 A job loads the checkpoint and data once, finds the forget set (the artifact rows the unedited
-model reproduces), evaluates the unedited model once, then runs every grid cell × seed on a fresh
-copy of the model. Each finished cell is cached as JSON under ``cache_dir`` (an undeclared folder)
+model reproduces), evaluates the unedited model once, then runs every method's grid cell × seed
+on a fresh copy of the model. Each finished cell is cached as JSON under ``cache_dir`` (an undeclared folder)
 keyed by the checkpoint's content hash and the cell's parameters, so a job killed by a time limit
 redoes only the cells it had not finished.
 """
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from tinymem.checkpoints import load_model
 from tinymem.data.core import TinyMemData
-from tinymem.io import provenance, write_json
+from tinymem.io import provenance, write_text
 from tinymem.metrics import evaluate, memorized_rows, selection_score
 from tinymem.mitigations.unlearning.registry import UnlearnTask, config_from_dict, config_to_dict, get
 
@@ -77,11 +77,10 @@ def _suffix(d: dict[str, float], tag: str) -> dict[str, float]:
     return {f"{k}_{tag}": v for k, v in d.items()}
 
 
-def run_grid(
+def run_grids(
     model_path: str | Path,
     data: TinyMemData,
-    method: str,
-    cells: dict[str, dict[str, Any]],
+    grids: dict[str, dict[str, dict[str, Any]]],
     seeds: list[int],
     cache_dir: str | Path,
     *,
@@ -91,14 +90,16 @@ def run_grid(
     labels: dict[str, Any] | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
-) -> pd.DataFrame:
-    """One row per (cell, seed): hyperparameters, metrics before/after, changed fraction, seconds.
+) -> dict[str, pd.DataFrame]:
+    """Every method's grid on one checkpoint: ``{method: one row per (cell, seed)}``.
 
-    ``cells`` maps a canonical cell id to its hyperparameters; ``labels`` are extra identifying
-    columns (model id, checkpoint epoch) copied into every row.
+    ``grids`` maps a method to its cells (canonical cell id -> hyperparameters). The checkpoint is
+    loaded, hashed and evaluated once for all of them; each (cell, seed) is cached as
+    ``cache_dir/<method>/<cell>__seed<s>.json``. Rows hold the hyperparameters, metrics before and
+    after, the changed fraction and seconds; ``labels`` (model id, ...) are copied into every row.
     """
-    spec = get(method)
-    configs = {hp: config_from_dict(method, params) for hp, params in cells.items()}  # fail before any work
+    # Parse every cell first: a bad hyperparameter fails before any work.
+    configs = {m: {hp: config_from_dict(m, params) for hp, params in cells.items()} for m, cells in grids.items()}
     base, model_cfg, meta = load_model(model_path)
     base.to(device)
     digest = file_digest(model_path)
@@ -106,23 +107,22 @@ def run_grid(
     forget_idx: torch.Tensor | None = None
     stamp = provenance()
     cache_dir = Path(cache_dir)
-    rows: list[dict[str, Any]] = []
-    ident = {
-        "method": method, "paper_name": spec.paper_name, "level": spec.level, "kind": data.kind,
-        "artifact": data.artifact, "family": data.meta.get("family", data.kind), "n_layer": model_cfg.n_layer,
-        "model_seed": meta.get("train_config", {}).get("seed"), "train_objective": meta.get("objective", "none"),
-        "epoch": meta.get("epoch"), **(labels or {}),
+    setting = {
+        "kind": data.kind, "artifact": data.artifact, "family": data.meta.get("family", data.kind),
+        "n_layer": model_cfg.n_layer, "model_seed": meta.get("train_config", {}).get("seed"),
+        "train_objective": meta.get("objective", "none"), "epoch": meta.get("epoch"), **(labels or {}),
     }
-    todo = [(hp, s) for hp in configs for s in seeds]
-    for hp, seed in tqdm(todo, desc=method, disable=not progress, dynamic_ncols=True):
-        cfg = configs[hp]
+    todo = [(method, hp, s) for method in configs for hp in configs[method] for s in seeds]
+    rows: dict[str, list[dict[str, Any]]] = {method: [] for method in configs}
+    for method, hp, seed in tqdm(todo, desc="unlearning cells", disable=not progress, dynamic_ncols=True):
+        spec, cfg = get(method), configs[method][hp]
         key = {"checkpoint": digest, "method": method, "params": config_to_dict(cfg), "seed": seed,
                "batch_size": batch_size, "retain_size": retain_size, "retain_includes_noise": retain_includes_noise}
-        cache = cache_dir / f"{hp}__seed{seed}.json"
+        cache = cache_dir / method / f"{hp}__seed{seed}.json"
         if cache.exists():
             cached = json.loads(cache.read_text())
             if cached.get("key") == key:
-                rows.append(cached["row"])
+                rows[method].append(cached["row"])
                 continue
         if before is None:
             before = evaluate(base, data)
@@ -130,7 +130,8 @@ def run_grid(
         model = copy.deepcopy(base)
         task = build_task(model, data, seed=seed, batch_size=batch_size, retain_size=retain_size,
                           retain_includes_noise=retain_includes_noise, device=device, forget_idx=forget_idx)
-        row: dict[str, Any] = {**ident, "hp": hp, "seed": seed, **{f"param_{k}": v for k, v in config_to_dict(cfg).items()},
+        row: dict[str, Any] = {"method": method, "paper_name": spec.paper_name, "level": spec.level, **setting,
+                               "hp": hp, "seed": seed, **{f"param_{k}": v for k, v in config_to_dict(cfg).items()},
                                "n_forget": len(task.forget), "n_retain": len(task.retain), **_suffix(before, "before")}
         if len(task.forget) == 0:
             # Nothing memorized: nothing to unlearn (upstream skips such checkpoints).
@@ -147,7 +148,22 @@ def run_grid(
                         "frac_changed": out.n_changed / out.n_candidates if out.n_candidates else 0.0,
                         "seconds": seconds, "score": selection_score(before, after, data.kind),
                         **{f"info_{k}": v for k, v in out.info.items()}})
+            log.info("%s %s seed %d: memorization %.1f%% -> %.1f%% in %.2f s", method, hp, seed,
+                     before["percent_mem"], after["percent_mem"], seconds)
         row.update(stamp)
-        write_json({"key": key, "row": row}, cache)
-        rows.append(row)
-    return pd.DataFrame(rows)
+        write_text(json.dumps({"key": key, "row": row}, default=str), cache)  # key order = column order
+        rows[method].append(row)
+    return {method: pd.DataFrame(r) for method, r in rows.items()}
+
+
+def run_grid(
+    model_path: str | Path,
+    data: TinyMemData,
+    method: str,
+    cells: dict[str, dict[str, Any]],
+    seeds: list[int],
+    cache_dir: str | Path,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """One method's grid on one checkpoint (:func:`run_grids` with one method)."""
+    return run_grids(model_path, data, {method: cells}, seeds, cache_dir, **kwargs)[method]
