@@ -29,7 +29,7 @@ def _alternatives(names):
     return "|".join(re.escape(n) for n in sorted(names)) or "(?!)"  # (?!) never matches
 
 
-# Structural patterns, not lists of every id: a pattern that spells out thousands of ids makes
+# Structural patterns, not lists of every id: a pattern that spells out hundreds of ids makes
 # every wildcard substitution scan it, and DAG building slows several-fold (bench/dag_build.py).
 # Input functions look ids up in DATASETS/MODELS, so an id outside the grid still fails at once.
 wildcard_constraints:
