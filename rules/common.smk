@@ -3,7 +3,7 @@ import re
 
 from snakemake.utils import validate
 
-from tinymem.grid import all_models, base_models, check_config, datasets, expand_grid, finetune_models
+from tinymem.grid import all_models, base_models, check_config, datasets, finetune_models, unlearn_cells
 
 
 validate(config, schema="../config/schema.yaml")
@@ -19,10 +19,9 @@ MODELS = {m.id: m for m in all_models(config)}
 BASE_MODELS = base_models(config)
 REGULARIZED_MODELS = [m for m in MODELS.values() if m.objective != "none"]
 FINETUNE_MODELS = finetune_models(config)
-UNLEARN_CELLS = {
-    method: expand_grid(axes) for method, axes in config["unlearning"]["methods"].items()
-}
-UNLEARN_METHODS = list(UNLEARN_CELLS)
+UNLEARN_METHODS = list(config["unlearning"]["methods"])
+# Each base model's unlearning cells (after unlearning.exclude), computed once, not per job.
+UNLEARN_CELLS = {m.id: unlearn_cells(config, m) for m in BASE_MODELS}
 
 
 def _alternatives(names):
@@ -122,7 +121,8 @@ def get_unlearn_params(wildcards):
     u = config["unlearning"]
     kind = MODELS[wildcards.model].data.kind
     retain_size = config["language"]["retain_size"] if kind == "language" else u["retain_size"]
-    return {"cells": UNLEARN_CELLS, "seeds": u["seeds"], "batch_size": u["batch_size"],
+    cells = UNLEARN_CELLS.get(wildcards.model) or unlearn_cells(config, MODELS[wildcards.model])
+    return {"cells": cells, "seeds": u["seeds"], "batch_size": u["batch_size"],
             "retain_size": retain_size, "retain_includes_noise": u["retain_includes_noise"]}
 
 
@@ -134,7 +134,7 @@ def get_unlearn_results(wildcards):
         for m in BASE_MODELS
         if m.data.kind == kind
         for e in config["training"][m.data.task]["unlearn_epochs"]
-        for method in UNLEARN_CELLS
+        for method in UNLEARN_METHODS
     ]
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from snakemake.utils import update_config, validate
 
-from tinymem.grid import base_models, cell_id, check_config, expand_grid, math_datasets
+from tinymem.grid import base_models, cell_id, check_config, expand_grid, math_datasets, unlearn_cells
 from tinymem.mitigations.unlearning import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +67,7 @@ def test_schema_errors_name_the_key(mutate, key):
         (lambda c: c["regularizers"]["methods"]["spectral_norm"].update(lam=[]), r"regularizers.methods.spectral_norm"),
         (lambda c: c["finetune"].update(layers=[3]), r"finetune.layers"),
         (lambda c: c["math"].update(num_noise=10**6), r"math.num_noise"),
+        (lambda c: c["unlearning"]["exclude"].append({"method": "gready"}), r"unlearning.exclude\[3\].method"),
     ],
 )
 def test_semantic_checks_name_the_key(mutate, key):
@@ -109,3 +110,22 @@ def test_paper_grid_size():
     assert len(base_models(cfg)) == 144 + 24  # math × layers {2, 4, 8, 16} + language 2 artifacts × 3 seeds × 4 layers: 168 (§9.1)
     paper = copy.deepcopy(cfg)
     assert len(expand_grid(paper["unlearning"]["methods"]["balanced_subnet"])) == 90  # B.8
+
+
+def test_paper_unlearning_cells_follow_upstream_filters():
+    """Per checkpoint (unlearning.md B.8): IG is skipped on 16-layer models, Greedy at ratio 0.05 on
+    16-layer and language models; everything else runs everywhere."""
+    cfg = _load("config/config.yaml")
+    full = {m: len(expand_grid(axes)) for m, axes in cfg["unlearning"]["methods"].items()}
+    seen = set()
+    for model in base_models(cfg):
+        counts = {m: len(cells) for m, cells in unlearn_cells(cfg, model).items()}
+        deep, lang = model.n_layer >= 16, model.data.kind == "language"
+        expected = dict(full, integrated_gradients=0 if deep else full["integrated_gradients"],
+                        greedy=full["greedy"] - (deep or lang))
+        assert counts == expected, model.id
+        greedy = unlearn_cells(cfg, model)["greedy"]
+        assert all(p["ratio"] < 0.05 for p in greedy.values()) == (deep or lang)
+        seen.add((deep, lang))
+    assert seen == {(False, False), (True, False), (False, True), (True, True)}
+    assert full["integrated_gradients"] == 3 and full["greedy"] == 5

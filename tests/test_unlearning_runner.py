@@ -53,3 +53,19 @@ def test_bad_cell_fails_before_any_work(tiny_model_path: Path, tiny_data, tmp_pa
     with pytest.raises((TypeError, ValueError), match="epochz"):
         run_grids(tiny_model_path, tiny_data, bad, [0], tmp_path / "cache", progress=False)
     assert not (tmp_path / "cache").exists()
+
+
+def test_method_with_no_cells_gives_a_header_only_table(tiny_model_path: Path, tiny_data, tmp_path: Path):
+    """A method that unlearning.exclude removes on a checkpoint still writes its CSV, which the
+    tables read as no runs."""
+    from tinymem.io import write_csv
+    from tinymem.tables import read_rows
+
+    grids = {"random_mask": {"ratio=0.05": {"ratio": 0.05}}, "integrated_gradients": {}}
+    tables = run_grids(tiny_model_path, tiny_data, grids, [0], tmp_path / "cache", labels={"model": "tiny"},
+                       progress=False)
+    assert tables["integrated_gradients"].empty
+    for method, table in tables.items():
+        write_csv(table, tmp_path / f"{method}.csv")
+    rows = read_rows([tmp_path / "random_mask.csv", tmp_path / "integrated_gradients.csv"])
+    assert rows.method.tolist() == ["random_mask"]

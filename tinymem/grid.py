@@ -122,6 +122,28 @@ def finetune_models(config: dict[str, Any]) -> list[ModelSpec]:
     return [m for m in base_models(config) if _selected(m.data, f) and m.n_layer in f["layers"]]
 
 
+def unlearn_cells(config: dict[str, Any], model: ModelSpec) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each unlearning method's grid cells on one model's checkpoints, after ``unlearning.exclude``.
+
+    An exclude rule drops cells of its ``method`` on models with at least ``min_layers`` layers
+    and/or of a data kind in ``kinds``; with ``min_ratio``, only the cells whose ratio is at least
+    that. The paper config states upstream's filters this way (unlearning.md B.8): no IG on 16-layer
+    models, no Greedy at ratio >= 0.05 on 16-layer or language models.
+    """
+    out = {}
+    for method, axes in config["unlearning"]["methods"].items():
+        cells = expand_grid(axes)
+        for rule in config["unlearning"].get("exclude", []):
+            if rule["method"] != method or model.n_layer < rule.get("min_layers", 0):
+                continue
+            if "kinds" in rule and model.data.kind not in rule["kinds"]:
+                continue
+            floor = rule.get("min_ratio")
+            cells = {hp: p for hp, p in cells.items() if floor is not None and p.get("ratio", float("inf")) < floor}
+        out[method] = cells
+    return out
+
+
 def checkpoint_labels(epochs: int, every: int) -> list[int]:
     """Epoch labels 0, every, 2·every, …, and the last label ``epochs`` (Q12)."""
     labels = list(range(0, epochs + 1, every))
@@ -166,6 +188,9 @@ def check_config(config: dict[str, Any]) -> None:
         empty = [k for k, v in axes.items() if isinstance(v, list) and not v]
         if empty:
             raise ValueError(f"regularizers.methods.{method}: {empty} expand to no grid cell")
+    for i, rule in enumerate(config["unlearning"].get("exclude", [])):
+        if rule["method"] not in config["unlearning"]["methods"]:
+            raise ValueError(f"unlearning.exclude[{i}].method: {rule['method']!r} is not a method of unlearning.methods")
     for method, axes in config["unlearning"]["methods"].items():
         empty = [k for k, v in axes.items() if isinstance(v, list) and not v]
         if empty:

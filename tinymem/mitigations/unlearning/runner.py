@@ -153,7 +153,9 @@ def run_grids(
         row.update(stamp)
         write_text(json.dumps({"key": key, "row": row}, default=str), cache)  # key order = column order
         rows[method].append(row)
-    return {method: pd.DataFrame(r) for method, r in rows.items()}
+    # A method left with no cells on this checkpoint (unlearning.exclude) gets a header-only table.
+    empty = ["method", "hp", "seed", *(labels or {})]
+    return {method: pd.DataFrame(r) if r else pd.DataFrame(columns=empty) for method, r in rows.items()}
 
 
 def run_grid(
