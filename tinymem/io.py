@@ -78,9 +78,9 @@ def load_torch(path: str | os.PathLike[str], *, what: str = "file") -> Any:
         ) from exc
 
 
-def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
+def write_json(obj: Any, path: str | os.PathLike[str], *, sort_keys: bool = True) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=sort_keys, default=str) + "\n")
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from tinymem.checkpoints import load_model
 from tinymem.data.core import TinyMemData
-from tinymem.io import provenance, write_text
+from tinymem.io import provenance, write_json
 from tinymem.metrics import evaluate, memorized_rows, selection_score
 from tinymem.mitigations.unlearning.registry import UnlearnTask, config_from_dict, config_to_dict, get
 
@@ -151,21 +151,9 @@ def run_grids(
             log.info("%s %s seed %d: memorization %.1f%% -> %.1f%% in %.2f s", method, hp, seed,
                      before["percent_mem"], after["percent_mem"], seconds)
         row.update(stamp)
-        write_text(json.dumps({"key": key, "row": row}, default=str), cache)  # key order = column order
+        write_json({"key": key, "row": row}, cache, sort_keys=False)  # key order = column order
         rows[method].append(row)
     # A method left with no cells on this checkpoint (unlearning.exclude) gets a header-only table.
     empty = ["method", "hp", "seed", *(labels or {})]
     return {method: pd.DataFrame(r) if r else pd.DataFrame(columns=empty) for method, r in rows.items()}
 
-
-def run_grid(
-    model_path: str | Path,
-    data: TinyMemData,
-    method: str,
-    cells: dict[str, dict[str, Any]],
-    seeds: list[int],
-    cache_dir: str | Path,
-    **kwargs: Any,
-) -> pd.DataFrame:
-    """One method's grid on one checkpoint (:func:`run_grids` with one method)."""
-    return run_grids(model_path, data, {method: cells}, seeds, cache_dir, **kwargs)[method]
