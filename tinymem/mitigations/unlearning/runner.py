@@ -156,4 +156,3 @@ def run_grids(
     # A method left with no cells on this checkpoint (unlearning.exclude) gets a header-only table.
     empty = ["method", "hp", "seed", *(labels or {})]
     return {method: pd.DataFrame(r) if r else pd.DataFrame(columns=empty) for method, r in rows.items()}
-
